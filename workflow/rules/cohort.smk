@@ -1,0 +1,1 @@
+COHORT_TARGETS = []

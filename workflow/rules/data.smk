@@ -1,0 +1,18 @@
+DATA_TARGETS = [f"{DATA_DIR}/{path}" for path in DATA_FILES]
+
+
+rule fetch_data:
+    output:
+        f"{DATA_DIR}/{{path}}",
+    params:
+        entry=lambda wildcards: DATA_FILES[wildcards.path],
+    log:
+        log_path(f"{DATA_DIR}/{{path}}"),
+    wildcard_constraints:
+        path="|".join(re.escape(path) for path in DATA_FILES) or "(?!)",
+    resources:
+        runtime=30,
+        mem_mb=512,
+    retries: 1
+    script:
+        "../scripts/fetch_data.py"

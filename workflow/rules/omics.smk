@@ -1,0 +1,1 @@
+OMICS_TARGETS = []

@@ -1,0 +1,1 @@
+SLIDE_TARGETS = []
