@@ -137,3 +137,33 @@ def _check_sha256(entry: DataFile, path: Path) -> None:
             f"has {actual}. The file was not kept; replace the mirror copy or check the "
             f"address {entry.url}."
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: fetch the files of a workflow config into its data directory."""
+    import argparse
+
+    import yaml
+
+    from mmlego.logs import setup_logging
+
+    parser = argparse.ArgumentParser(prog="mmlego fetch", description=main.__doc__)
+    parser.add_argument("config", help="workflow config YAML with a data.files list")
+    parser.add_argument(
+        "--mirror", help=f"mirror directory (default: ${MIRROR_ENV}, then data.mirror)"
+    )
+    args = parser.parse_args(argv)
+    setup_logging()
+
+    with open(args.config) as handle:
+        data = (yaml.safe_load(handle) or {}).get("data", {})
+    mirror = Path(args.mirror) if args.mirror else resolve_mirror(data.get("mirror"))
+    directory = Path(data.get("directory", "resources"))
+    for entry in data.get("files", []):
+        item = DataFile.from_mapping(entry)
+        target = directory / item.path
+        if target.is_file() and sha256_of(target) == item.sha256:
+            logger.info("%s is present and verified", target)
+            continue
+        fetch(item, target, mirror=mirror)
+    return 0

@@ -4,15 +4,17 @@ DATA_TARGETS = [f"{DATA_DIR}/{path}" for path in DATA_FILES]
 rule fetch_data:
     output:
         f"{DATA_DIR}/{{path}}",
-    params:
-        entry=lambda wildcards: DATA_FILES[wildcards.path],
     log:
         log_path(f"{DATA_DIR}/{{path}}"),
     wildcard_constraints:
         path="|".join(re.escape(path) for path in DATA_FILES) or "(?!)",
+    retries: 1
+    conda:
+        ENV
     resources:
         runtime=30,
         mem_mb=512,
-    retries: 1
+    params:
+        entry=lambda wildcards: DATA_FILES[wildcards.path],
     script:
         "../scripts/fetch_data.py"

@@ -1,0 +1,77 @@
+"""Shared fixtures: the real data folder and a runner for the workflow on tiny configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO_ROOT / "workflow" / "Snakefile"
+
+
+def shared_data_root() -> Path:
+    """The real data folder: $MMLEGO_TEST_DATA, else ../shared/data beside the checkout."""
+    return Path(os.environ.get("MMLEGO_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    root = shared_data_root()
+    if not (root / "MANIFEST.tsv").is_file():
+        pytest.skip(f"real data folder not found at {root} (set MMLEGO_TEST_DATA to it)")
+    return root
+
+
+def manifest_entries(root: Path, prefix: str) -> list[dict]:
+    """Rows of MANIFEST.tsv whose path starts with ``prefix``, as data.files entries."""
+    entries = []
+    lines = (root / "MANIFEST.tsv").read_text().splitlines()
+    for line in lines[1:]:
+        path, size_bytes, sha256, url, _license = line.split("\t")
+        if path.startswith(prefix):
+            entries.append(
+                {"path": path, "url": url, "sha256": sha256, "size_bytes": int(size_bytes)}
+            )
+    return entries
+
+
+def run_workflow(
+    workdir: Path,
+    config: dict,
+    *targets: str,
+    extra_args: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """Run the real workflow in ``workdir`` with ``config`` written to workdir/config.yaml."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config_path),
+        "--cores",
+        "2",
+        *(extra_args or []),
+        *targets,
+    ]
+    # The caller's mirror setting must not leak into a test that sets its own.
+    full_env = {key: value for key, value in os.environ.items() if key != "MMLEGO_DATA_MIRROR"}
+    full_env.update(env or {})
+    return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=1800)
+
+
+@pytest.fixture
+def workflow_runner():
+    return run_workflow
