@@ -41,7 +41,7 @@ checkpoint cohort:
         ENV
     threads: 1
     resources:
-        mem_mb=4096,
+        mem_mb=lambda wildcards, attempt: 4096 * attempt,
         runtime=15,
     params:
         cohort=lambda wildcards: COHORTS[wildcards.cohort],
@@ -74,7 +74,7 @@ rule split:
         ENV
     threads: 1
     resources:
-        mem_mb=1024,
+        mem_mb=lambda wildcards, attempt: 1024 * attempt,
         runtime=5,
     params:
         splits=lambda wildcards: COHORTS[wildcards.cohort]["splits"],

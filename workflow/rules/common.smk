@@ -1,6 +1,7 @@
 import os
 import re
 import sys
+from types import SimpleNamespace as Namespace
 
 import pandas as pd
 
@@ -29,3 +30,103 @@ DATA_FILES = {entry["path"]: entry for entry in config["data"]["files"]}
 def log_path(output_path):
     """Log file of a job, mirroring its main output path under logs/."""
     return f"logs/{output_path}.log"
+
+
+# Input functions and names of the modelling stages (blocks, fusion, evaluate).
+
+
+def modality_inputs(wildcards):
+    """Inputs of one modality of one fold: its AnnData, or the slide features and labels."""
+    cohort, modality, fold = wildcards.cohort, wildcards.modality, wildcards.fold
+    if MODALITY_SPECS[modality].kind == "table":
+        return {"h5ad": f"results/{cohort}/modalities/{modality}/fold_{fold}.h5ad"}
+    return {
+        "cohort": f"results/{cohort}/cohort.tsv",
+        "fold": f"results/{cohort}/splits/fold_{fold}.json",
+        "features": [slide_features_path(slide) for slide in SLIDES],
+    }
+
+
+def slide_modality_params(wildcards):
+    """The slide sheet's slide_id -> case_id mapping and the number of survival bins."""
+    return {
+        "slide_cases": {slide: row["case_id"] for slide, row in SLIDES.items()},
+        "n_bins": config["survival"]["n_bins"],
+    }
+
+
+def model_modalities(cohort):
+    """The cohort's kept modalities, in config order; waits for checkpoint `cohort`."""
+    return list(cohort_modalities(cohort))
+
+
+def all_modality_inputs(wildcards):
+    """Inputs of every kept modality of the cohort for one fold, keyed by modality."""
+    inputs = {}
+    for modality in model_modalities(wildcards.cohort):
+        named = modality_inputs(
+            Namespace(cohort=wildcards.cohort, modality=modality, fold=wildcards.fold)
+        )
+        for key, value in named.items():
+            inputs[f"{modality}__{key}"] = value
+    return inputs
+
+
+def latent_caches(wildcards):
+    return {
+        modality: f"results/{wildcards.cohort}/latents/{modality}/fold_{wildcards.fold}.h5"
+        for modality in model_modalities(wildcards.cohort)
+    }
+
+
+def block_weights(wildcards):
+    return {
+        modality: f"results/{wildcards.cohort}/blocks/{modality}/fold_{wildcards.fold}.safetensors"
+        for modality in model_modalities(wildcards.cohort)
+    }
+
+
+def block_predictions(wildcards):
+    return [
+        f"results/{wildcards.cohort}/predictions/block_{modality}/fold_{wildcards.fold}.tsv"
+        for modality in model_modalities(wildcards.cohort)
+    ]
+
+
+def prediction_outputs(method):
+    """Named outputs of a method's predictions for one (cohort, fold)."""
+    stem = f"results/{{cohort}}/predictions/{method}/fold_{{fold}}"
+    return {"predictions": f"{stem}.tsv", "record": f"{stem}.json"}
+
+
+BASE_METHODS = ["legomerge", "legofuse", "early_fusion", "late_fusion", "coxnet"]
+
+
+def cohort_methods(cohort):
+    """Every method scored for a cohort: MM-Lego, the baselines and each block alone."""
+    return BASE_METHODS + [f"block_{m}" for m in model_modalities(cohort)]
+
+
+def evaluation_inputs(wildcards):
+    cohort = wildcards.cohort
+    predictions = [
+        f"results/{cohort}/predictions/{method}/fold_{fold}.tsv"
+        for method in cohort_methods(cohort)
+        for fold in COHORT_FOLDS[cohort]
+    ]
+    return {
+        "predictions": predictions,
+        "cohort": f"results/{cohort}/cohort.tsv",
+        "folds": [
+            f"results/{cohort}/splits/fold_{fold}.json" for fold in COHORT_FOLDS[cohort]
+        ],
+    }
+
+
+def cohort_input_files(cohort):
+    """Input files of a cohort whose checksums are recorded with its results."""
+    splits = COHORTS[cohort]["splits"]["files"]
+    files = [COHORTS[cohort]["table"]]
+    if splits:
+        files += [splits.replace("{fold}", str(fold)) for fold in COHORT_FOLDS[cohort]]
+    return files

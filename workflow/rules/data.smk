@@ -13,7 +13,7 @@ rule fetch_data:
         ENV
     resources:
         runtime=30,
-        mem_mb=512,
+        mem_mb=lambda wildcards, attempt: 512 * attempt,
     params:
         entry=lambda wildcards: DATA_FILES[wildcards.path],
     script:

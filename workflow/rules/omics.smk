@@ -29,7 +29,7 @@ rule omics:
         ENV
     threads: 1
     resources:
-        mem_mb=4096,
+        mem_mb=lambda wildcards, attempt: 4096 * attempt,
         runtime=15,
     params:
         modality=lambda wildcards: config["modalities"][wildcards.modality],

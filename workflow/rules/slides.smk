@@ -1,8 +1,7 @@
 from snakemake.utils import validate
 
-from mmlego.slides.encoders import encoder_dirname
 from mmlego.slides.precomputed import find_precomputed
-from mmlego.slides.sheet import read_slide_sheet, slide_rows
+from mmlego.slides.sheet import encoder_dirname, read_slide_sheet, slide_rows
 
 SLIDES_CONFIG = config["slides"]
 
@@ -59,7 +58,7 @@ rule inspect_slide:
         ENV
     threads: 1
     resources:
-        mem_mb=512,
+        mem_mb=lambda wildcards, attempt: 512 * attempt,
         runtime=5,
     params:
         mpp=lambda wildcards: SLIDES[wildcards.slide]["mpp"],
@@ -73,7 +72,12 @@ rule detect_tissue:
         slide=lambda wildcards: SLIDES[wildcards.slide]["path"],
         info="results/slides/{slide}/info.json",
     output:
-        png="results/slides/{slide}/tissue.png",
+        png=report(
+            "results/slides/{slide}/tissue.png",
+            caption="../report/tissue.rst",
+            category="Slide QC",
+            labels={"slide": "{slide}", "figure": "tissue"},
+        ),
         geojson="results/slides/{slide}/tissue.geojson",
     log:
         log_path("results/slides/{slide}/tissue.geojson"),
@@ -87,7 +91,7 @@ rule detect_tissue:
         ENV
     threads: 1
     resources:
-        mem_mb=2048,
+        mem_mb=lambda wildcards, attempt: 2048 * attempt,
         runtime=15,
     params:
         settings=SLIDES_CONFIG["tissue"],
@@ -114,7 +118,7 @@ rule tile_slide:
         ENV
     threads: 1
     resources:
-        mem_mb=2048,
+        mem_mb=lambda wildcards, attempt: 2048 * attempt,
         runtime=15,
     params:
         settings=SLIDES_CONFIG["tiling"],
@@ -141,7 +145,7 @@ if PRECOMPUTED_DIR:
             ENV
         threads: 1
         resources:
-            mem_mb=2048,
+            mem_mb=lambda wildcards, attempt: 2048 * attempt,
             runtime=10,
         script:
             "../scripts/slides_import_features.py"
@@ -157,7 +161,7 @@ else:
             ENV
         threads: 1
         resources:
-            mem_mb=2048,
+            mem_mb=lambda wildcards, attempt: 2048 * attempt,
             runtime=10,
         params:
             settings=SLIDES_CONFIG["features"],
@@ -184,7 +188,7 @@ else:
             ENV
         threads: 4
         resources:
-            mem_mb=4096,
+            mem_mb=lambda wildcards, attempt: 4096 * attempt,
             runtime=120,
         params:
             settings=SLIDES_CONFIG["features"],

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mmlego.slides.efficientnet_lite import load_efficientnet_lite0, shipped_weights_path
+from mmlego.slides.sheet import encoder_dirname  # noqa: F401  (re-exported)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -125,6 +126,3 @@ def build_encoder(name: str, checkpoint: str | Path | None = None) -> PatchEncod
     return ENCODERS[name](checkpoint)
 
 
-def encoder_dirname(name: str) -> str:
-    """Return the folder name for an encoder's features: ``timm:vit_small`` → ``timm-vit_small``."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)

@@ -16,8 +16,7 @@ import h5py
 import numpy as np
 
 from mmlego.atomic import atomic_path
-from mmlego.slides.encoders import file_sha256
-from mmlego.slides.tiling import attrs_value_to_python
+from mmlego.data import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +40,9 @@ def find_precomputed(directory: str | Path, slide_id: str) -> Path:
 
 def read_features(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """Read and check a features file: return ``features`` (N, D) float32, ``coords`` (N, 2) int64 and root attributes."""
+    # Imported here, not at the top: the workflow imports this module at parse time.
+    from mmlego.slides.tiling import attrs_value_to_python
+
     path = Path(path)
     try:
         handle = h5py.File(path, "r")
@@ -72,7 +74,7 @@ def import_precomputed(source: str | Path, output: str | Path, *, slide_id: str)
     """
     features, coords, attrs = read_features(source)
     attrs = {**attrs, "slide_id": slide_id, "encoder": attrs.get("encoder", "precomputed"),
-             "source_file": str(source), "source_sha256": file_sha256(source),
+             "source_file": str(source), "source_sha256": sha256_of(source),
              "feature_dim": int(features.shape[1])}
     with atomic_path(output) as tmp:
         with h5py.File(tmp, "w") as handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -31,3 +32,8 @@ def slide_rows(sheet: pd.DataFrame) -> dict[str, dict]:
     """Return the sheet's rows by slide_id, with empty cells (a missing mpp) as None."""
     rows = sheet.astype(object).where(sheet.notna(), None).to_dict("records")
     return {row["slide_id"]: row for row in rows}
+
+
+def encoder_dirname(name: str) -> str:
+    """Return the folder name for an encoder's features: ``timm:vit_small`` → ``timm-vit_small``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", name)
