@@ -38,6 +38,25 @@ class SurvivalBatch:
     censorship: torch.Tensor
     times: torch.Tensor
 
+    def to(self, device: torch.device | str) -> SurvivalBatch:
+        """Return the batch with every tensor on ``device``."""
+        inputs = {
+            name: (x.to(device), None if mask is None else mask.to(device)) for name, (x, mask) in self.inputs.items()
+        }
+        return SurvivalBatch(
+            inputs=inputs,
+            presence=self.presence.to(device),
+            labels=self.labels.to(device),
+            censorship=self.censorship.to(device),
+            times=self.times.to(device),
+        )
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter (CPU for a model without parameters)."""
+    parameter = next(model.parameters(), None)
+    return torch.device("cpu") if parameter is None else parameter.device
+
 
 class SurvivalDataset:
     """Patients with one or more modalities and discrete-time survival targets.
@@ -192,11 +211,12 @@ def predict_logits(
     forward_fn = forward_fn or default_forward
     was_training = model.training
     model.eval()
+    device = model_device(model)
     outputs = []
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
-            batch = dataset.batch(np.arange(start, min(start + batch_size, len(dataset))))
-            outputs.append(forward_fn(model, batch).detach().clone())
+            batch = dataset.batch(np.arange(start, min(start + batch_size, len(dataset)))).to(device)
+            outputs.append(forward_fn(model, batch).detach().cpu().clone())
     model.train(was_training)
     return torch.cat(outputs)
 
@@ -237,6 +257,7 @@ def train_model(
         raise ValueError(f"training and validation splits must be non-empty, found {len(train)} and {len(val)} patients")
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    device = model_device(model)  # batches follow the model: move the model first to train on a GPU
     parameters = [p for p in model.parameters() if p.requires_grad]
     if not parameters:
         raise ValueError("the model has no trainable parameters: check the freeze policy")
@@ -260,7 +281,7 @@ def train_model(
         order = torch.randperm(len(train), generator=generator)
         losses = []
         for start in range(0, len(train), config.batch_size):
-            batch = train.batch(order[start : start + config.batch_size])
+            batch = train.batch(order[start : start + config.batch_size]).to(device)
             logits = forward_fn(model, batch)
             loss = nll_survival_loss(logits, batch.labels, batch.censorship, alpha=config.alpha)
             optimizer.zero_grad(set_to_none=True)

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from mmlego.devices import pick_device
 from mmlego.atomic import atomic_path
 from mmlego.slides.encoders import PatchEncoder, build_encoder
 from mmlego.slides.inspect import open_slide, read_region_checked
@@ -93,13 +94,6 @@ def normalise(batch: np.ndarray, mean, std) -> np.ndarray:
 
 
 # -- runners -----------------------------------------------------------------------------
-
-
-def pick_device(device: str) -> torch.device:
-    """Resolve ``"auto"`` to CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class TorchRunner:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from mmlego.baselines import EarlyFusionNet, coxnet_predict, fit_coxnet, late_fusion
+from mmlego.devices import pick_device
 from mmlego.predictions import PredictionRecord, read_predictions, survival_columns, write_predictions
 from mmlego.stages.inputs import ModalityData, concatenated_features
 from mmlego.survival import risk_score, survival_curve
@@ -71,10 +72,12 @@ def run_early_fusion(
         return rows, dataset
 
     (_, train), (_, validation), (test_rows, test) = subset("train"), subset("validation"), subset("test")
-    config = TrainConfig(**{**dict(train_options), "seed": int(train_options.get("seed", 0)) + fold})
+    train_options = dict(train_options)
+    device = pick_device(train_options.pop("device", "auto"))
+    config = TrainConfig(**{**train_options, "seed": int(train_options.get("seed", 0)) + fold})
     torch.manual_seed(config.seed)
     model = EarlyFusionNet(in_features=x.shape[1], n_bins=len(reference.inner_edges) + 1, **network_options)
-    result = train_model(model, train, validation, config=config, fold=fold)
+    result = train_model(model.to(device), train, validation, config=config, fold=fold)
     logits = predict_logits(model, test)
     record = PredictionRecord(
         method="early_fusion", fold=fold, inner_edges=reference.inner_edges.tolist(),

@@ -23,6 +23,7 @@ from torch import nn
 from mmlego import __version__
 from mmlego.atomic import atomic_path
 from mmlego.checkpoint import load_model, save_model
+from mmlego.devices import pick_device
 from mmlego.nn.bags import pad_bags
 from mmlego.nn.block import LegoBlock
 from mmlego.predictions import PredictionRecord, write_predictions
@@ -59,7 +60,9 @@ def train_block(
             f"modality {data.name!r} fold {fold}: {len(train_rows)} training and {len(val_rows)} "
             "validation patients have it; a block needs at least one of each"
         )
-    config = TrainConfig(**{**train_options, "seed": int(train_options.get("seed", 0)) + fold})
+    options = dict(train_options)
+    device = pick_device(options.pop("device", "auto"))
+    config = TrainConfig(**{**options, "seed": int(options.get("seed", 0)) + fold})
     # The encoder's initial weights come from the global generator: seed it first, so a
     # rerun of the job gives the same block.
     seed_everything(config.seed)
@@ -68,7 +71,10 @@ def train_block(
         "training %s block on fold %d: %d training, %d validation patients, %d parameters",
         data.name, fold, len(train_rows), len(val_rows), sum(p.numel() for p in block.parameters()),
     )
+    # NOTE: the CUDA path (device "auto" on a GPU node) has not been run in CI.
+    block.to(device)
     result = train_model(block, data.dataset(train_rows), data.dataset(val_rows), config=config, fold=fold)
+    block.cpu()
     summary = {
         "modality": data.name,
         "fold": fold,
@@ -79,6 +85,7 @@ def train_block(
         "best_score": result.best_score,
         "gradient_steps": result.gradient_steps,
         "seconds": result.seconds,
+        "device": str(device),
         "history": result.history,
     }
     return block, summary

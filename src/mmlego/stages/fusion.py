@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmlego.devices import pick_device
 from mmlego.nn.fuse import LegoFuse
 from mmlego.nn.merge import merge_heads, merge_latents
 from mmlego.predictions import PredictionRecord, write_predictions
@@ -124,15 +125,18 @@ def run_legofuse(
     train_rows = np.flatnonzero((reference.split == "train") & has_any)
     val_rows = np.flatnonzero((reference.split == "validation") & has_any)
     test_rows = np.flatnonzero((reference.split == "test") & has_any)
+    train_options = dict(train_options)
+    device = pick_device(train_options.pop("device", "auto"))
     config = TrainConfig(
         **{
-            **dict(train_options),
+            **train_options,
             "lr": learning_rate,
             "max_epochs": epochs,
             "patience": epochs,
             "seed": int(train_options.get("seed", 0)) + fold,
         }
     )
+    model.to(device)
     result = train_model(
         model, multimodal_dataset(datas, train_rows), multimodal_dataset(datas, val_rows),
         config=config, fold=fold,
