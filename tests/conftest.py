@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +27,30 @@ def shared_data() -> Path:
     if not (root / "MANIFEST.tsv").is_file():
         pytest.skip(f"real data folder not found at {root} (set MMLEGO_TEST_DATA to it)")
     return root
+
+
+CMU = "CMU-1-Small-Region.svs"
+TCGA = "TCGA-CR-7395-01A-01-TS1.svs"
+
+
+@pytest.fixture
+def wsi(shared_data):
+    """The folder of the two real slides."""
+    folder = shared_data / "wsi"
+    if not (folder / CMU).is_file() or not (folder / TCGA).is_file():
+        pytest.skip(f"real slides not found in {folder}")
+    return folder
+
+
+def write_blank_slide(path, size=2048):
+    """A white two-level pyramidal TIFF at 0.5 µm/px (20000 pixels per centimetre)."""
+    image = np.full((size, size, 3), 255, dtype=np.uint8)
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(image, tile=(256, 256), photometric="rgb", compression="zlib",
+                     resolution=(20000, 20000), resolutionunit="CENTIMETER")
+        writer.write(image[::2, ::2], tile=(256, 256), photometric="rgb", compression="zlib",
+                     resolution=(10000, 10000), resolutionunit="CENTIMETER", subfiletype=1)
+    return path
 
 
 def manifest_entries(root: Path, prefix: str) -> list[dict]:

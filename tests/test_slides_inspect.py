@@ -16,16 +16,7 @@ from mmlego.slides.inspect import (
 )
 from mmlego.slides.sheet import read_slide_sheet, slide_rows
 
-CMU = "CMU-1-Small-Region.svs"
-TCGA = "TCGA-CR-7395-01A-01-TS1.svs"
-
-
-@pytest.fixture
-def wsi(shared_data):
-    folder = shared_data / "wsi"
-    if not (folder / CMU).is_file() or not (folder / TCGA).is_file():
-        pytest.skip(f"real slides not found in {folder}")
-    return folder
+from conftest import CMU, TCGA
 
 
 def test_cmu_metadata_read(wsi):

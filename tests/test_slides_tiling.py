@@ -8,35 +8,14 @@ import logging
 import h5py
 import numpy as np
 import pytest
-import tifffile
 
 from mmlego.slides.inspect import inspect_slide
 from mmlego.slides.tiling import TilingSettings, main, read_coords, tile_slide, write_coords
 from mmlego.slides.tissue import detect_slide_tissue
 
-CMU = "CMU-1-Small-Region.svs"
-TCGA = "TCGA-CR-7395-01A-01-TS1.svs"
+from conftest import CMU, TCGA, write_blank_slide
 FILE_ATTRS = {"target_mpp", "level0_mpp", "mpp_source", "patch_size", "patch_size_level0", "level",
               "level_downsample", "read_size_level", "slide_id", "min_tissue_fraction"}
-
-
-@pytest.fixture
-def wsi(shared_data):
-    folder = shared_data / "wsi"
-    if not (folder / CMU).is_file() or not (folder / TCGA).is_file():
-        pytest.skip(f"real slides not found in {folder}")
-    return folder
-
-
-def write_blank_slide(path, size=2048):
-    """A white two-level pyramidal TIFF at 0.5 µm/px (20000 pixels per centimetre)."""
-    image = np.full((size, size, 3), 255, dtype=np.uint8)
-    with tifffile.TiffWriter(path) as writer:
-        writer.write(image, tile=(256, 256), photometric="rgb", compression="zlib",
-                     resolution=(20000, 20000), resolutionunit="CENTIMETER")
-        writer.write(image[::2, ::2], tile=(256, 256), photometric="rgb", compression="zlib",
-                     resolution=(10000, 10000), resolutionunit="CENTIMETER", subfiletype=1)
-    return path
 
 
 def tissue_for(slide_path, tmp_path, *, slide_id, sheet_mpp=None):
