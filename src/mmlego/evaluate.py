@@ -54,7 +54,7 @@ def metrics_table(
 ) -> pd.DataFrame:
     """Return the long table (method, fold, metric, value) for every prediction file.
 
-    Besides the survival metrics it holds ``gradient_steps`` (steps spent on multimodal
+    Besides the survival metrics it contains ``gradient_steps`` (steps spent on multimodal
     training, NaN where the method is not fit by gradient steps), ``seconds`` and
     ``n_patients``.
     """

@@ -52,7 +52,7 @@ def plot_kaplan_meier(
 ) -> dict[str, float]:
     """Save Kaplan-Meier curves of high- and low-risk groups, one panel per method.
 
-    ``pooled[method]`` holds the out-of-fold predictions of every fold (columns ``fold``
+    ``pooled[method]`` contains the out-of-fold predictions of every fold (columns ``fold``
     and ``risk``, index ``case_id``). Returns each method's log-rank p-value.
     """
     methods = _method_order(list(pooled))

@@ -21,7 +21,7 @@ from mmlego.atomic import atomic_path
 
 @dataclass
 class PredictionRecord:
-    """What a method did on one fold, stored beside its predictions."""
+    """Record of one method on one fold, stored beside its predictions."""
 
     method: str
     fold: int

@@ -11,7 +11,6 @@ Registered names:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from mmlego.data import sha256_of
 from mmlego.slides.efficientnet_lite import load_efficientnet_lite0, shipped_weights_path
 from mmlego.slides.sheet import encoder_dirname  # noqa: F401  (re-exported)
 
@@ -53,20 +53,11 @@ class _ForwardFeatures(nn.Module):
         return self.backbone.forward_features(x)
 
 
-def file_sha256(path: str | Path) -> str:
-    """Return the hexadecimal sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _build_efficientnet_lite0(checkpoint: str | Path | None) -> PatchEncoder:
     weights = Path(checkpoint) if checkpoint is not None else shipped_weights_path()
     backbone = load_efficientnet_lite0(weights)
     return PatchEncoder(name="efficientnet_lite0", model=_ForwardFeatures(backbone).eval(),
-                        feature_dim=1280, weights_path=weights, weights_sha256=file_sha256(weights))
+                        feature_dim=1280, weights_path=weights, weights_sha256=sha256_of(weights))
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -106,7 +97,7 @@ def _build_timm(architecture: str, checkpoint: str | Path | None) -> PatchEncode
     input_size = config.get("input_size", (3, None, None))[-1]
     return PatchEncoder(name=f"{TIMM_PREFIX}{architecture}", model=model.eval(),
                         feature_dim=int(model.num_features), weights_path=Path(checkpoint),
-                        weights_sha256=file_sha256(checkpoint),
+                        weights_sha256=sha256_of(checkpoint),
                         mean=tuple(config.get("mean", IMAGENET_MEAN)),
                         std=tuple(config.get("std", IMAGENET_STD)), input_size=input_size)
 

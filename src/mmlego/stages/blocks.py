@@ -8,7 +8,6 @@ needs nothing else.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from torch import nn
 from mmlego import __version__
 from mmlego.atomic import atomic_path
 from mmlego.checkpoint import load_model, save_model
+from mmlego.data import sha256_of
 from mmlego.devices import pick_device
 from mmlego.nn.bags import pad_bags
 from mmlego.nn.block import LegoBlock
@@ -161,7 +161,7 @@ def write_latent_cache(
                 "latent_dim": block.latent_dim,
                 "n_outputs": block.n_outputs,
                 "block_config": json.dumps(block.config, sort_keys=True),
-                "block_weights_sha256": _sha256(Path(block_path)),
+                "block_weights_sha256": sha256_of(block_path),
                 "mmlego_version": __version__,
             }
         )
@@ -181,7 +181,3 @@ def read_latent_cache(path: str | Path) -> dict[str, Any]:
 
 def load_block(weights_path: str | Path) -> LegoBlock:
     return load_model(Path(weights_path).with_suffix(""))
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -14,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from mmlego.atomic import atomic_path
+from mmlego.data import sha256_of
 from mmlego.evaluate import metrics_table, summary_markdown
 from mmlego.plots import plot_c_index, plot_kaplan_meier
 from mmlego.predictions import read_predictions
@@ -71,7 +71,7 @@ def write_provenance(path: str | Path, *, config: Mapping[str, Any], data_files:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    checksums = {str(file): _sha256(Path(file)) for file in data_files}
+    checksums = {str(file): sha256_of(file) for file in data_files}
     record = {
         "packages": versions,
         "python": platform.python_version(),
@@ -82,10 +82,3 @@ def write_provenance(path: str | Path, *, config: Mapping[str, Any], data_files:
     with atomic_path(path) as tmp_path:
         tmp_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
