@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from PIL import Image
 
 from mmlego.slides.efficientnet_lite import EfficientNetLite0, shipped_weights_path
 from mmlego.slides.encoders import build_encoder, encoder_dirname
-from mmlego.slides.features import FeatureSettings, extract_slide_features, write_onnx
+from mmlego.slides.features import (FeatureSettings, _rgba_to_rgb, extract_slide_features, normalise,
+                                    write_onnx)
 from mmlego.slides.inspect import inspect_slide
 from mmlego.slides.precomputed import (
     PrecomputedFeaturesError,
@@ -115,6 +117,31 @@ def test_backends_match_onnxruntime(cmu, cmu_coords, tmp_path, backend):
         with h5py.File(output, "r") as handle:
             outputs[name] = handle["features"][:]
     np.testing.assert_allclose(outputs[backend], outputs["onnxruntime"], atol=BACKEND_ATOL, rtol=0)
+
+
+def test_normalise_matches_formula():
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    batch = np.random.default_rng(0).integers(0, 256, size=(3, 8, 8, 3), dtype=np.uint8)
+    direct = (batch.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
+              - np.float32(mean).reshape(1, 3, 1, 1)) / np.float32(std).reshape(1, 3, 1, 1)
+    images = normalise(batch, mean, std)
+    assert images.shape == (3, 3, 8, 8)
+    assert images.dtype == np.float32
+    assert np.array_equal(images, direct)
+
+
+def test_transparent_pixels_turn_white():
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[0, 0] = (10, 20, 30, 255)  # opaque tissue
+    rgba[0, 1] = (0, 0, 0, 0)  # unscanned
+    rgba[1, :] = (100, 100, 100, 128)  # half transparent
+    rgb = _rgba_to_rgb(Image.fromarray(rgba, "RGBA"))
+    assert rgb[0, 0].tolist() == [10, 20, 30]
+    assert rgb[0, 1].tolist() == [255, 255, 255]
+    assert rgb[1, 0].tolist() == [177, 177, 177]  # 100·128/255 + 255·127/255 = 177.2
+    opaque = np.full((2, 2, 4), 255, dtype=np.uint8)
+    opaque[..., :3] = 7
+    assert np.array_equal(_rgba_to_rgb(Image.fromarray(opaque, "RGBA")), opaque[..., :3])
 
 
 def test_blank_slide_gives_empty_features(tmp_path, caplog):

@@ -64,11 +64,10 @@ class FeatureSettings:
 
 def _rgba_to_rgb(region: Image.Image) -> np.ndarray:
     """Drop alpha, showing transparent (unscanned) pixels as white."""
+    if region.getextrema()[3][0] == 255:  # Fully opaque regions, the usual case, need no blending.
+        return np.asarray(region.convert("RGB"))
     rgba = np.asarray(region)
-    alpha = rgba[..., 3]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgba[..., :3])
-    weight = alpha[..., None].astype(np.float32) / 255.0
+    weight = rgba[..., 3:].astype(np.float32) / 255.0
     return (rgba[..., :3] * weight + 255.0 * (1.0 - weight)).round().astype(np.uint8)
 
 
@@ -85,12 +84,20 @@ def read_patches(slide, path, coords: np.ndarray, *, level: int, read_size_level
 
 
 def normalise(batch: np.ndarray, mean, std) -> np.ndarray:
-    """(B, S, S, 3) uint8 → (B, 3, S, S) float32, scaled to [0, 1] and standardised per channel."""
+    """Convert (B, S, S, 3) uint8 to (B, 3, S, S) float32, scaled to [0, 1] and standardised per channel.
+
+    A channel has only 256 values, so ``(value / 255 - mean) / std`` is computed once per
+    value in float32 and looked up, which takes one pass over the batch instead of four.
+    """
     scale = np.float32(1.0 / 255.0)
-    mean = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
-    images = batch.transpose(0, 3, 1, 2).astype(np.float32) * scale
-    return np.ascontiguousarray((images - mean) / std)
+    levels = np.arange(256, dtype=np.float32) * scale
+    mean = np.asarray(mean, dtype=np.float32).reshape(3, 1)
+    std = np.asarray(std, dtype=np.float32).reshape(3, 1)
+    table = (levels[None, :] - mean) / std  # (3, 256)
+    images = np.empty((batch.shape[0], 3, batch.shape[1], batch.shape[2]), dtype=np.float32)
+    for channel in range(3):
+        np.take(table[channel], batch[..., channel], out=images[:, channel])
+    return images
 
 
 # -- runners -----------------------------------------------------------------------------
