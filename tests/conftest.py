@@ -53,6 +53,25 @@ def write_blank_slide(path, size=2048):
     return path
 
 
+def write_truncated_slide(source, path):
+    """The first half of ``source``. OpenSlide cannot open it when the TIFF directories lie in
+    the second half, as in CMU-1-Small-Region.svs."""
+    data = Path(source).read_bytes()
+    Path(path).write_bytes(data[: len(data) // 2])
+    return path
+
+
+def write_corrupt_slide(source, path):
+    """``source`` with every level-0 tile zeroed: OpenSlide opens it but cannot decode a pixel."""
+    data = bytearray(Path(source).read_bytes())
+    with tifffile.TiffFile(source) as tiff:
+        page = tiff.pages[0]
+        for offset, count in zip(page.dataoffsets, page.databytecounts):
+            data[offset : offset + count] = bytes(count)
+    Path(path).write_bytes(bytes(data))
+    return path
+
+
 def manifest_entries(root: Path, prefix: str) -> list[dict]:
     """Rows of MANIFEST.tsv whose path starts with ``prefix``, as data.files entries."""
     entries = []

@@ -8,12 +8,15 @@ patients' bags are disjoint parts of the real slides' patch features.
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import manifest_entries
+from conftest import CMU, manifest_entries, write_blank_slide, write_corrupt_slide, write_truncated_slide
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +130,139 @@ def test_slide_modality_trains_and_merges(slide_run, shared_data, tmp_path, work
     without_slides = set(table[table["slide_id"].isna()]["case_id"])
     test_ids = set(pd.read_json(results / "splits/fold_0.json", typ="series")["test"])
     assert without_slides & test_ids <= set(merged["case_id"])
+
+
+def seed_part_outputs(slide_run, workdir, precomputed, sheet) -> None:
+    """Give each part of ``invented_cohort`` finished slide-stage outputs in ``workdir``.
+
+    A part's stage files are its source slide's, and its features file is its share of
+    the source's patches. They are written after the slide files, so Snakemake finds them
+    up to date and runs the slide stages only for the slides added to the sheet.
+    """
+    for slide_id, source in zip(sheet["slide_id"], sheet["source"]):
+        stage_dir = workdir / "results/slides" / slide_id
+        stage_dir.mkdir(parents=True)
+        for name in ("info.json", "tissue.png", "tissue.geojson", "coords.h5"):
+            shutil.copy(slide_run / "results/slides" / source / name, stage_dir / name)
+        features_dir = workdir / "results/features/efficientnet_lite0"
+        features_dir.mkdir(parents=True, exist_ok=True)
+        with h5py.File(slide_run / f"results/features/efficientnet_lite0/{source}.h5") as handle:
+            attrs = dict(handle.attrs)
+        with h5py.File(precomputed / f"{slide_id}.h5") as part, h5py.File(features_dir / f"{slide_id}.h5", "w") as out:
+            out.attrs.update(attrs)
+            out.create_dataset("features", data=part["features"][()])
+            out.create_dataset("coords", data=part["coords"][()])
+
+
+def test_failed_slide_policy(slide_run, shared_data, tmp_path, workflow_runner):
+    """Under the default policy the failing slides' jobs fail and --keep-going finishes the
+    others. Under skip the cohort completes, and the patient whose only slide failed lacks
+    the slide modality."""
+    table, sheet = invented_cohort(slide_run, tmp_path)
+    source_mpp = {"CMU-1-Small-Region": "", "TCGA-CR-7395-01A-01-TS1": 0.5}
+    sheet["source"] = sheet["slide_id"].str.replace(r"-part\d+$", "", regex=True)
+    sheet["path"] = [str(shared_data / "wsi" / f"{source}.svs") for source in sheet["source"]]
+    sheet["mpp"] = [source_mpp[source] for source in sheet["source"]]
+    workdir = tmp_path / "run"
+    seed_part_outputs(slide_run, workdir, tmp_path / "precomputed", sheet)
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    truncated = write_truncated_slide(shared_data / "wsi" / CMU, damaged / "truncated.svs")
+    corrupt = write_corrupt_slide(shared_data / "wsi" / CMU, damaged / "corrupt.svs")
+    blank = write_blank_slide(damaged / "blank.tif")
+    with_slides = table.dropna(subset=["slide_id"])
+    failed_only = f"INVENTED-{len(table):02d}"
+    blank_only = table.loc[table["slide_id"].isna(), "case_id"].iloc[0]
+    # A slide without tissue, processed in the first run while the damaged slides fail.
+    table.loc[table["case_id"] == blank_only, "slide_id"] = "blank-slide"
+    extra_rows = pd.DataFrame([
+        # A second slide of a patient with patches. The corrupt copy fails at the tissue stage.
+        {**table.iloc[0].to_dict(), "slide_id": "corrupt-slide"},
+        # A patient whose only slide is truncated, so it fails at the inspect stage.
+        {"case_id": failed_only, "slide_id": "truncated-slide", "survival_months": 42.0,
+         "censorship": 0, "age": 60.0, "is_female": 1},
+    ])
+    table = pd.concat([table, extra_rows], ignore_index=True)
+    added = pd.DataFrame([
+        {"slide_id": "corrupt-slide", "case_id": table.iloc[0]["case_id"], "path": str(corrupt)},
+        {"slide_id": "truncated-slide", "case_id": failed_only, "path": str(truncated)},
+        {"slide_id": "blank-slide", "case_id": blank_only, "path": str(blank)},
+    ])
+    sheet = pd.concat([sheet.drop(columns="source"), added], ignore_index=True)
+    table.to_csv(tmp_path / "invented_labels_cohort.csv", index=False)
+    sheet.to_csv(tmp_path / "slides.tsv", sep="\t", index=False)
+    config = {
+        "cohorts": {
+            "invented": {
+                "table": str(tmp_path / "invented_labels_cohort.csv"),
+                "modalities": ["slides", "clinical"],
+                "splits": {"files": None, "n_folds": 2, "seed": 1},
+            }
+        },
+        "modalities": {
+            "slides": {"kind": "slides"},
+            "clinical": {
+                "columns": ["age", "is_female"],
+                "transform": "clinical",
+                "options": {"numeric": ["age"], "binary": ["is_female"], "categorical": []},
+            },
+        },
+        "survival": {"n_bins": 2},
+        "slides": {"sheet": str(tmp_path / "slides.tsv"), "features": {"backend": "eager"}},
+        "training": {"max_epochs": 3, "patience": 2, "batch_size": 8},
+        "fuse": {"epochs": 1},
+        "baselines": {"coxnet": {"n_alphas": 5}},
+    }
+    features = workdir / "results/features/efficientnet_lite0"
+    slides = workdir / "results/slides"
+
+    targets = [f"results/features/efficientnet_lite0/{slide}.h5"
+               for slide in ("blank-slide", "corrupt-slide", "truncated-slide")]
+    result = workflow_runner(workdir, config, *targets, extra_args=["--keep-going"])
+
+    assert result.returncode != 0
+    assert (features / "blank-slide.h5").is_file()
+    assert not (slides / "truncated-slide/info.json").exists()
+    assert (slides / "corrupt-slide/info.json").is_file()
+    assert not (slides / "corrupt-slide/tissue.geojson").exists()
+    assert not (features / "corrupt-slide.h5").exists()
+    inspect_log = (workdir / "logs/results/slides/truncated-slide/info.json.log").read_text()
+    assert str(truncated) in inspect_log
+    assert "Unsupported or missing image file" in inspect_log
+    tissue_log = (workdir / "logs/results/slides/corrupt-slide/tissue.geojson.log").read_text()
+    assert "Not a JPEG file" in tissue_log
+
+    config["slides"]["on_failure"] = "skip"
+    result = workflow_runner(workdir, config)
+
+    assert result.returncode == 0, result.stderr[-5000:]
+    with h5py.File(features / "truncated-slide.h5") as handle:
+        assert handle.attrs["status"] == "failed"
+        assert handle.attrs["failed_stage"] == "inspect"
+        assert handle["features"].shape == (0, 1280)
+    with h5py.File(features / "corrupt-slide.h5") as handle:
+        assert handle.attrs["failed_stage"] == "tissue"
+    results = workdir / "results/invented"
+    cohort = pd.read_csv(results / "cohort.tsv", sep="\t").set_index("case_id")
+    assert cohort.loc[failed_only, "has_slides"]  # the table lists a slide for the patient
+    for fold in (0, 1):
+        with h5py.File(results / f"latents/slides/fold_{fold}.h5") as handle:
+            cached = set(handle["case_id"][()].astype(str))
+        assert cached == set(with_slides["case_id"])
+        assert failed_only not in cached
+        assert blank_only not in cached
+    test_ids = set()
+    merged = set()
+    for fold in (0, 1):
+        test_ids |= set(pd.read_json(results / f"splits/fold_{fold}.json", typ="series")["test"])
+        merged |= set(pd.read_csv(results / f"predictions/legomerge/fold_{fold}.tsv", sep="\t")["case_id"])
+    assert failed_only in test_ids
+    assert failed_only in merged
+    provenance = json.loads((results / "provenance.json").read_text())
+    failed = {record["slide_id"]: record for record in provenance["failed_slides"]}
+    assert set(failed) == {"truncated-slide", "corrupt-slide"}
+    assert failed["truncated-slide"]["case_id"] == failed_only
+    assert failed["corrupt-slide"]["failed_stage"] == "tissue"
+    metrics = pd.read_csv(results / "metrics.tsv", sep="\t")
+    assert {"block_slides", "legomerge"} <= set(metrics["method"])

@@ -48,10 +48,12 @@ def modality_inputs(wildcards):
 
 
 def slide_modality_params(wildcards):
-    """The slide sheet's slide_id -> case_id mapping and the number of survival bins."""
+    """The slide sheet's slide_id -> case_id mapping, the number of survival bins and
+    slides.on_failure, the policy for slides that failed their stages."""
     return {
-        "slide_cases": {slide: row["case_id"] for slide, row in SLIDES.items()},
+        "slide_cases": SLIDE_CASES,
         "n_bins": config["survival"]["n_bins"],
+        "on_failure": SLIDES_CONFIG["on_failure"],
     }
 
 
@@ -121,6 +123,14 @@ def evaluation_inputs(wildcards):
             f"results/{cohort}/splits/fold_{fold}.json" for fold in COHORT_FOLDS[cohort]
         ],
     }
+
+
+def cohort_slide_features(cohort):
+    """Features files of every slide of the sheet when the cohort uses a slides modality."""
+    uses_slides = any(
+        MODALITY_SPECS[name].kind == "slides" for name in COHORTS[cohort]["modalities"]
+    )
+    return [slide_features_path(slide) for slide in SLIDES] if uses_slides else []
 
 
 def cohort_input_files(cohort):

@@ -47,7 +47,10 @@ rule evaluate:
 
 rule provenance:
     input:
-        lambda wildcards: cohort_input_files(wildcards.cohort),
+        data=lambda wildcards: cohort_input_files(wildcards.cohort),
+        cohort="results/{cohort}/cohort.tsv",
+        # Read for the slides that failed under slides.on_failure: skip.
+        features=lambda wildcards: cohort_slide_features(wildcards.cohort),
     output:
         "results/{cohort}/provenance.json",
     log:
@@ -62,5 +65,6 @@ rule provenance:
         runtime=10,
     params:
         config=config,
+        slide_cases=SLIDE_CASES,
     script:
         "../scripts/provenance.py"

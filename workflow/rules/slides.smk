@@ -9,6 +9,7 @@ SLIDES_CONFIG = config["slides"]
 SLIDE_SHEET = read_slide_sheet(SLIDES_CONFIG["sheet"])
 validate(SLIDE_SHEET, "../schemas/slides.schema.yaml")
 SLIDES = slide_rows(SLIDE_SHEET)
+SLIDE_CASES = {slide: row["case_id"] for slide, row in SLIDES.items()}
 # The slide_id character class of the sheet schema, not an alternation of every slide id:
 # snakemake scans the constraint on each wildcard match, so a list of 10,000 ids makes a
 # dry run quadratic in the number of slides.
@@ -44,6 +45,10 @@ slide_targets = lambda slide_id: (
     + [slide_features_path(slide_id)]
 )
 SLIDE_TARGETS = [path for slide_id in SLIDES for path in slide_targets(slide_id)]
+
+
+# The stage scripts read slides.on_failure from the config, not from params, so changing
+# the policy does not rerun the slides that are already done.
 
 
 rule inspect_slide:

@@ -4,12 +4,13 @@ from mmlego.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from mmlego.slides.inspect import inspect_slide, write_info  # noqa: E402
+from mmlego.slides.failures import run_inspect  # noqa: E402
 
-info = inspect_slide(
+run_inspect(
     snakemake.input.slide,
+    snakemake.output.info,
     slide_id=snakemake.wildcards.slide,
     sheet_mpp=snakemake.params.mpp,
     missing_mpp=snakemake.params.missing_mpp,
+    on_failure=snakemake.config["slides"]["on_failure"],
 )
-write_info(info, snakemake.output.info)

@@ -1,19 +1,17 @@
 """Tile a slide: coords.h5 with the level-0 top-left corners of its tissue patches."""
 
-import json
-from pathlib import Path
-
 from mmlego.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from mmlego.slides.inspect import read_info  # noqa: E402
-from mmlego.slides.tiling import TilingSettings, tile_slide, write_coords  # noqa: E402
+from mmlego.slides.failures import run_tiling  # noqa: E402
+from mmlego.slides.tiling import TilingSettings  # noqa: E402
 
-coords, tissue_fraction, attrs = tile_slide(
+run_tiling(
     snakemake.input.slide,
-    info=read_info(snakemake.input.info),
-    geojson=json.loads(Path(snakemake.input.geojson).read_text()),
+    info_path=snakemake.input.info,
+    geojson_path=snakemake.input.geojson,
+    coords_path=snakemake.output.coords,
     settings=TilingSettings(**snakemake.params.settings),
+    on_failure=snakemake.config["slides"]["on_failure"],
 )
-write_coords(snakemake.output.coords, coords, tissue_fraction, attrs)

@@ -4,13 +4,14 @@ from mmlego.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 
-from mmlego.slides.inspect import read_info  # noqa: E402
-from mmlego.slides.tissue import TissueSettings, detect_slide_tissue  # noqa: E402
+from mmlego.slides.failures import run_tissue  # noqa: E402
+from mmlego.slides.tissue import TissueSettings  # noqa: E402
 
-detect_slide_tissue(
+run_tissue(
     snakemake.input.slide,
-    info=read_info(snakemake.input.info),
-    settings=TissueSettings(**snakemake.params.settings),
+    info_path=snakemake.input.info,
     png_path=snakemake.output.png,
     geojson_path=snakemake.output.geojson,
+    settings=TissueSettings(**snakemake.params.settings),
+    on_failure=snakemake.config["slides"]["on_failure"],
 )

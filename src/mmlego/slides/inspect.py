@@ -137,7 +137,8 @@ def inspect_slide(path: str | Path, *, slide_id: str, sheet_mpp: float | None = 
     """Describe a slide: vendor, levels, objective power and level-0 mpp with its source.
 
     Returns a JSON-ready dict; ``level_dimensions`` are (width, height) pixels per level and
-    ``mpp`` is the mean of ``mpp_x`` and ``mpp_y`` in µm per level-0 pixel.
+    ``mpp`` is the mean of ``mpp_x`` and ``mpp_y`` in µm per level-0 pixel. ``status`` is
+    "ok", as opposed to the failure record of ``mmlego.slides.failures``.
     Raises ``SlideReadError`` for an unreadable file and ``MissingResolutionError`` as above.
     """
     with open_slide(path) as slide:
@@ -157,6 +158,7 @@ def inspect_slide(path: str | Path, *, slide_id: str, sheet_mpp: float | None = 
             "mpp": (mpp_x + mpp_y) / 2,
             "mpp_source": source,
             "file_metadata_mpp": _metadata_mpp_or_none(properties),
+            "status": "ok",
         }
 
 

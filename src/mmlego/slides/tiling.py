@@ -138,7 +138,7 @@ def tile_slide(path: str | Path, *, info: dict, geojson: dict,
     coords, tissue_fraction = grid_coords(
         geojson, dimensions=dimensions, patch_size_level0=geometry["patch_size_level0"],
         min_tissue_fraction=settings.min_tissue_fraction)
-    attrs = {"slide_id": info["slide_id"], "mpp_source": info["mpp_source"], **geometry,
+    attrs = {"slide_id": info["slide_id"], "status": "ok", "mpp_source": info["mpp_source"], **geometry,
              "min_tissue_fraction": float(settings.min_tissue_fraction),
              "level_dimensions": list(dimensions), "coords_frame": COORDS_FRAME}
     if len(coords) == 0:

@@ -236,7 +236,7 @@ def detect_slide_tissue(path: str | Path, *, info: dict, settings: TissueSetting
     polygons = mask_to_polygons(mask)
     geojson = polygons_to_geojson(polygons, downsample=downsample, slide_id=slide_id)
     tissue_area_mm2 = float(mask.sum()) * (mask_mpp / 1000.0) ** 2
-    geojson["properties"] = {"slide_id": slide_id, "tissue_area_mm2": tissue_area_mm2,
+    geojson["properties"] = {"slide_id": slide_id, "status": "ok", "tissue_area_mm2": tissue_area_mm2,
                              "thumbnail_downsample": downsample, "settings": asdict(settings)}
     if not polygons:
         logger.warning("Slide %s: no tissue found (thumbnail %d × %d px at %.3g µm/px)",

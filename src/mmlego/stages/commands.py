@@ -49,6 +49,7 @@ def _load(args, config):
     return load_modality(
         args.modality, h5ad=args.h5ad, cohort_tsv=args.cohort_tsv, fold_json=args.fold_json,
         feature_files=args.features, slide_cases=slide_cases, n_bins=config["survival"]["n_bins"],
+        on_failure=config.get("slides", {}).get("on_failure", "error"),
     )
 
 

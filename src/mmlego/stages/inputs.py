@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mmlego.slides.failures import SlideFailedError, check_on_failure, failed_slides
 from mmlego.survival import assign_bins, fit_bin_edges
 from mmlego.training import SurvivalDataset
 
@@ -113,13 +114,19 @@ def load_slide_modality(
     slide_cases: Mapping[str, str],
     feature_paths: Mapping[str, str | Path],
     n_bins: int,
+    on_failure: str = "error",
 ) -> ModalityData:
     """Build each patient's bag from its slides' feature files.
 
     ``slide_cases`` maps slide_id to case_id (the slide sheet); ``feature_paths`` maps
     slide_id to its features HDF5. A slide without a feature file, or with zero patches,
     adds nothing; a patient whose bag stays empty does not have the modality.
+
+    A features file marked ``status = "failed"`` (written under ``slides.on_failure: skip``)
+    has no patches and is logged as a warning. With ``on_failure="error"`` it raises
+    ``SlideFailedError`` instead, so a policy changed back to error is enforced.
     """
+    check_slide_failures(feature_paths, slide_cases, name=name, on_failure=on_failure)
     cohort = pd.read_csv(cohort_tsv, sep="\t", dtype={"case_id": str}).set_index("case_id")
     case_ids = np.asarray(cohort.index, dtype=str)
     split = fold_split(case_ids, fold_json)
@@ -159,6 +166,35 @@ def load_slide_modality(
         features=bags,
         inner_edges=np.asarray(inner_edges, dtype=float),
     )
+
+
+def check_slide_failures(
+    feature_paths: Mapping[str, str | Path],
+    slide_cases: Mapping[str, str],
+    *,
+    name: str,
+    on_failure: str,
+) -> list[dict]:
+    """Return the failure records of the feature files, or raise ``SlideFailedError`` when
+    there are any and ``on_failure`` is "error"."""
+    check_on_failure(on_failure)
+    failed = failed_slides(feature_paths, slide_cases)
+    if failed and on_failure == "error":
+        listed = "; ".join(
+            f"{record['slide_id']} ({record['failed_stage']} stage: {record['error']})" for record in failed
+        )
+        raise SlideFailedError(
+            f"modality {name!r}: {len(failed)} slide(s) failed under slides.on_failure: skip, "
+            f"and the policy is now error: {listed}. Fix or replace those slide files so their "
+            "stages run again, or set slides.on_failure: skip."
+        )
+    for record in failed:
+        logger.warning(
+            "%s: slide %s of patient %s failed at the %s stage and adds no patches: %s: %s",
+            name, record["slide_id"], record["case_id"], record["failed_stage"],
+            record["error_type"], record["error"],
+        )
+    return failed
 
 
 def multimodal_dataset(datas: Sequence[ModalityData], rows: np.ndarray) -> SurvivalDataset:
@@ -218,10 +254,12 @@ def load_modality(
     feature_files: Sequence[str | Path] = (),
     slide_cases: Mapping[str, str] | None = None,
     n_bins: int = 4,
+    on_failure: str = "error",
 ) -> ModalityData:
     """Load a table modality from its AnnData, or the slide modality from feature files.
 
     Feature files are named ``<slide_id>.h5``, as the slide stages write them.
+    ``on_failure`` is the slide failure policy (see ``load_slide_modality``).
     """
     if h5ad is not None:
         data = load_table_modality(h5ad)
@@ -237,6 +275,7 @@ def load_modality(
         slide_cases=slide_cases or {},
         feature_paths={Path(path).stem: path for path in feature_files},
         n_bins=n_bins,
+        on_failure=on_failure,
     )
 
 
@@ -251,6 +290,7 @@ def load_job_modality(name: str, job_input: Any, slide_params: Mapping[str, Any]
         feature_files=list(job_input.features),
         slide_cases=slide_params["slide_cases"],
         n_bins=slide_params["n_bins"],
+        on_failure=slide_params["on_failure"],
     )
 
 

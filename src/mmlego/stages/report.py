@@ -63,8 +63,15 @@ def evaluate_cohort(
     return metrics
 
 
-def write_provenance(path: str | Path, *, config: Mapping[str, Any], data_files: Sequence[str | Path]) -> None:
-    """Record package versions, the platform, the config and the sha256 of every input file."""
+def write_provenance(
+    path: str | Path,
+    *,
+    config: Mapping[str, Any],
+    data_files: Sequence[str | Path],
+    failed_slides: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """Record package versions, the platform, the config, the sha256 of every input file and
+    the cohort's slides that failed under ``slides.on_failure: skip``."""
     versions = {}
     for package in RECORDED_PACKAGES:
         try:
@@ -78,6 +85,7 @@ def write_provenance(path: str | Path, *, config: Mapping[str, Any], data_files:
         "platform": platform.platform(),
         "config": config,
         "input_sha256": checksums,
+        "failed_slides": [dict(record) for record in failed_slides],
     }
     with atomic_path(path) as tmp_path:
         tmp_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
