@@ -60,8 +60,6 @@ rule inspect_slide:
         log_path("results/slides/{slide}/info.json"),
     wildcard_constraints:
         slide=SLIDE_PATTERN,
-    group:
-        "slides"
     conda:
         ENV
     threads: 1
@@ -93,8 +91,6 @@ rule detect_tissue:
         "logs/benchmarks/results/slides/{slide}/tissue.tsv"
     wildcard_constraints:
         slide=SLIDE_PATTERN,
-    group:
-        "slides"
     conda:
         ENV
     threads: 1
@@ -120,8 +116,6 @@ rule tile_slide:
         "logs/benchmarks/results/slides/{slide}/coords.tsv"
     wildcard_constraints:
         slide=SLIDE_PATTERN,
-    group:
-        "slides"
     conda:
         ENV
     threads: 1
@@ -147,8 +141,6 @@ if PRECOMPUTED_DIR:
             log_path("results/features/precomputed/{slide}.h5"),
         wildcard_constraints:
             slide=SLIDE_PATTERN,
-        group:
-            "slides"
         conda:
             ENV
         threads: 1
@@ -190,8 +182,6 @@ else:
             f"logs/benchmarks/results/features/{FEATURE_SET}/{{slide}}.tsv"
         wildcard_constraints:
             slide=SLIDE_PATTERN,
-        group:
-            "slides"
         conda:
             ENV
         threads: 4
