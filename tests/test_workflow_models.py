@@ -49,7 +49,7 @@ def kirp_config(shared_data: Path) -> dict:
         "survival": {"n_bins": 4},
         "blocks": {"encoders": {"table": {"name": "snn", "hidden": [32], "dropout": 0.1}}},
         "training": {"max_epochs": 4, "patience": 2},
-        "fuse": {"epochs": 2},
+        "fuse": {"epochs": 3, "patience": 1},
         "baselines": {"coxnet": {"n_alphas": 8}, "early_fusion": {"hidden": [32]}},
     }
 
@@ -123,6 +123,20 @@ def test_legomerge_predicts_every_test_patient(finished_run):
         predicted = pd.read_csv(results / f"predictions/legomerge/fold_{fold}.tsv", sep="\t")
 
         assert set(predicted["case_id"]) == test_ids
+
+
+def test_legofuse_stops_after_patience(finished_run):
+    import json
+
+    workdir, _ = finished_run
+    for fold in (0, 1):
+        record = json.loads((workdir / f"results/kirp/predictions/legofuse/fold_{fold}.json").read_text())
+        details = record["details"]
+        epochs_run = len(details["history"])
+
+        assert details["patience"] == 1
+        assert 1 <= details["best_epoch"] <= epochs_run
+        assert epochs_run <= min(3, details["best_epoch"] + 1)
 
 
 def test_rerun_after_success_has_nothing_to_do(finished_run, workflow_runner):

@@ -115,6 +115,7 @@ def run_legofuse(
     started = time.perf_counter()
     options = dict(fuse_options)
     epochs = int(options.pop("epochs"))
+    patience = options.pop("patience", None)
     learning_rate = float(options.pop("lr"))
     blocks = {name: load_block(path) for name, path in block_paths.items()}
     weights = [float(options.pop("weights", {}).get(name, 1.0)) for name in blocks]
@@ -132,7 +133,7 @@ def run_legofuse(
             **train_options,
             "lr": learning_rate,
             "max_epochs": epochs,
-            "patience": epochs,
+            "patience": epochs if patience is None else int(patience),
             "seed": int(train_options.get("seed", 0)) + fold,
         }
     )
