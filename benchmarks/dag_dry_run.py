@@ -4,7 +4,7 @@ The script writes a slide sheet of ``--slides`` rows under ``--workdir`` (defaul
 /tmp/bench/dag), with one empty placeholder file per slide: the dry run checks that each
 slide file exists but never opens it. The config is the demo config with no cohorts, no
 data files and ``slides.sheet`` pointing at the generated sheet, so the DAG holds only the
-slide stages (inspect, tissue, tiling, features per slide, plus the one encoder export).
+slide stages (prepare_slide and extract_features per slide, plus the one encoder export).
 The median wall time of ``--repeats`` dry runs goes to benchmarks/out/dag.json;
 benchmarks/collect.py merges the 10,000-slide figure into benchmarks/results.json as
 ``dag.dry_run_seconds_10k_slides``.

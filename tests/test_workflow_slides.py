@@ -223,15 +223,17 @@ def test_failed_slide_policy(slide_run, shared_data, tmp_path, workflow_runner):
 
     assert result.returncode != 0
     assert (features / "blank-slide.h5").is_file()
-    assert not (slides / "truncated-slide/info.json").exists()
-    assert (slides / "corrupt-slide/info.json").is_file()
-    assert not (slides / "corrupt-slide/tissue.geojson").exists()
+    # A failed prepare_slide job keeps none of its outputs, info.json included.
+    for slide in ("truncated-slide", "corrupt-slide"):
+        for name in ("info.json", "tissue.png", "tissue.geojson", "coords.h5"):
+            assert not (slides / slide / name).exists(), f"{slide}/{name}"
     assert not (features / "corrupt-slide.h5").exists()
-    inspect_log = (workdir / "logs/results/slides/truncated-slide/info.json.log").read_text()
-    assert str(truncated) in inspect_log
-    assert "Unsupported or missing image file" in inspect_log
-    tissue_log = (workdir / "logs/results/slides/corrupt-slide/tissue.geojson.log").read_text()
-    assert "Not a JPEG file" in tissue_log
+    truncated_log = (workdir / "logs/results/slides/truncated-slide/coords.h5.log").read_text()
+    assert str(truncated) in truncated_log
+    assert "Unsupported or missing image file" in truncated_log
+    corrupt_log = (workdir / "logs/results/slides/corrupt-slide/coords.h5.log").read_text()
+    assert "Inspect stage of slide corrupt-slide finished" in corrupt_log
+    assert "Not a JPEG file" in corrupt_log
 
     config["slides"]["on_failure"] = "skip"
     result = workflow_runner(workdir, config)
@@ -242,6 +244,14 @@ def test_failed_slide_policy(slide_run, shared_data, tmp_path, workflow_runner):
         assert handle.attrs["failed_stage"] == "inspect"
         assert handle["features"].shape == (0, 1280)
     with h5py.File(features / "corrupt-slide.h5") as handle:
+        assert handle.attrs["failed_stage"] == "tissue"
+    truncated_info = json.loads((slides / "truncated-slide/info.json").read_text())
+    assert truncated_info["failed_stage"] == "inspect"
+    corrupt_info = json.loads((slides / "corrupt-slide/info.json").read_text())
+    assert corrupt_info["status"] == "ok"
+    corrupt_tissue = json.loads((slides / "corrupt-slide/tissue.geojson").read_text())
+    assert corrupt_tissue["properties"]["failed_stage"] == "tissue"
+    with h5py.File(slides / "corrupt-slide/coords.h5") as handle:
         assert handle.attrs["failed_stage"] == "tissue"
     results = workdir / "results/invented"
     cohort = pd.read_csv(results / "cohort.tsv", sep="\t").set_index("case_id")

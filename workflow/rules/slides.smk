@@ -47,37 +47,18 @@ slide_targets = lambda slide_id: (
 SLIDE_TARGETS = [path for slide_id in SLIDES for path in slide_targets(slide_id)]
 
 
-# The stage scripts read slides.on_failure from the config, not from params, so changing
-# the policy does not rerun the slides that are already done.
+# One job runs the inspect, tissue and tiling stages of a slide. Each stage needs the
+# previous one's output and runs on one CPU, so separate jobs would gain no parallelism,
+# while every job adds to the time Snakemake takes to build the DAG of a large slide sheet
+# (benchmarks/dag_dry_run.py). The script reads slides.on_failure from the config, not
+# from params, so changing the policy does not rerun the slides that are already done.
 
 
-rule inspect_slide:
+rule prepare_slide:
     input:
         slide=lambda wildcards: SLIDES[wildcards.slide]["path"],
     output:
         info="results/slides/{slide}/info.json",
-    log:
-        log_path("results/slides/{slide}/info.json"),
-    wildcard_constraints:
-        slide=SLIDE_PATTERN,
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards, attempt: 512 * attempt,
-        runtime=5,
-    params:
-        mpp=lambda wildcards: SLIDES[wildcards.slide]["mpp"],
-        missing_mpp=SLIDES_CONFIG["missing_mpp"],
-    script:
-        "../scripts/slides_inspect.py"
-
-
-rule detect_tissue:
-    input:
-        slide=lambda wildcards: SLIDES[wildcards.slide]["path"],
-        info="results/slides/{slide}/info.json",
-    output:
         png=report(
             "results/slides/{slide}/tissue.png",
             caption="../report/tissue.rst",
@@ -85,30 +66,6 @@ rule detect_tissue:
             labels={"slide": "{slide}", "figure": "tissue"},
         ),
         geojson="results/slides/{slide}/tissue.geojson",
-    log:
-        log_path("results/slides/{slide}/tissue.geojson"),
-    benchmark:
-        "logs/benchmarks/results/slides/{slide}/tissue.tsv"
-    wildcard_constraints:
-        slide=SLIDE_PATTERN,
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards, attempt: 2048 * attempt,
-        runtime=15,
-    params:
-        settings=SLIDES_CONFIG["tissue"],
-    script:
-        "../scripts/slides_tissue.py"
-
-
-rule tile_slide:
-    input:
-        slide=lambda wildcards: SLIDES[wildcards.slide]["path"],
-        info="results/slides/{slide}/info.json",
-        geojson="results/slides/{slide}/tissue.geojson",
-    output:
         coords="results/slides/{slide}/coords.h5",
     log:
         log_path("results/slides/{slide}/coords.h5"),
@@ -121,11 +78,14 @@ rule tile_slide:
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 2048 * attempt,
-        runtime=15,
+        runtime=35,
     params:
-        settings=SLIDES_CONFIG["tiling"],
+        mpp=lambda wildcards: SLIDES[wildcards.slide]["mpp"],
+        missing_mpp=SLIDES_CONFIG["missing_mpp"],
+        tissue=SLIDES_CONFIG["tissue"],
+        tiling=SLIDES_CONFIG["tiling"],
     script:
-        "../scripts/slides_tile.py"
+        "../scripts/slides_prepare.py"
 
 
 if PRECOMPUTED_DIR:
