@@ -10,6 +10,9 @@ in a fresh working directory, and then runs the ablations:
   same cached latents, to show what each modality adds.
 * ``legomerge_validation_weighted``: LegoMerge with each modality weighted by its block's
   best inner-validation C-index above 0.5, from the same cached latents.
+* ``legomerge_validation_selected``: LegoMerge of the subset of modalities whose merge
+  scores the highest Harrell's C on the fold's inner validation patients, from the same
+  cached latents: whether the inner validation split can tell which modalities to merge.
 * ``legofuse_weave``: LegoFuse in ``weave`` mode, fine-tuned from the main run's blocks.
 * ``legomerge_no_fft``, ``legofuse_no_fft`` and ``block_<modality>_no_fft``: blocks
   retrained with ``blocks.frequency_domain: false``, in a second workflow run that builds
@@ -31,6 +34,7 @@ import copy
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -56,6 +60,7 @@ COHORT_MODALITIES = {
 COHORT_ORDER = list(COHORT_MODALITIES)
 N_FOLDS = 5
 SUMMARY_METRICS = ("c_index", "c_index_ipcw")
+ABLATIONS = ["merge", "weighted", "selected", "leave_one_out", "weave", "no_fft"]
 
 
 def read_manifest(mirror: Path) -> dict[str, dict]:
@@ -107,14 +112,15 @@ def write_config(config: dict, path: Path, header: str) -> None:
     path.write_text(f"# {header}\n" + yaml.safe_dump(config, sort_keys=False))
 
 
-def run_workflow(workdir: Path, configfile: Path, mirror: Path, cores: int, targets: list[str] = ()) -> float:
-    """Run the workflow in ``workdir`` and return its wall time in seconds."""
+def run_workflow(workdir: Path, configfile: Path, mirror: Path, cores: int, targets: list[str] = (),
+                 extra_args: list[str] = ()) -> float:
+    """Run the workflow in ``workdir`` with ``extra_args`` for snakemake; return its wall time in seconds."""
     workdir.mkdir(parents=True, exist_ok=True)
     if (workdir / "config").exists():
         raise RuntimeError(f"{workdir}/config exists; the Snakefile would merge it into the benchmark config")
     command = [
         sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
-        "--configfile", str(configfile), "--cores", str(cores), *targets,
+        "--configfile", str(configfile), "--cores", str(cores), *extra_args, *targets,
     ]
     print("+", " ".join(command), flush=True)
     started = time.perf_counter()
@@ -154,15 +160,47 @@ def validation_weights(workdir: Path, cohort: str, fold: int, modalities: list[s
     return weights
 
 
+def validation_selected_modalities(workdir: Path, cohort: str, fold_json: dict, caches: dict[str, Path],
+                                   merge_options: dict) -> list[str]:
+    """Return the subset of modalities whose LegoMerge has the best inner-validation Harrell's C.
+
+    Every non-empty subset is merged on the fold's inner validation patients only; ties go
+    to the larger subset. The held-out patients are not looked at.
+    """
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    from mmlego.metrics import harrell_c
+    from mmlego.stages.fusion import legomerge_predict
+
+    labels = pd.read_csv(workdir / "results" / cohort / "cohort.tsv", sep="\t", dtype={"case_id": str})
+    labels = labels.set_index("case_id")
+    validation = fold_json["validation"]
+    best, best_score = list(caches), -np.inf
+    for size in range(1, len(caches) + 1):
+        for subset in itertools.combinations(caches, size):
+            risk, _, _ = legomerge_predict({m: caches[m] for m in subset}, validation, **merge_options)
+            keep = np.isfinite(risk)
+            rows = labels.loc[np.asarray(validation)[keep]]
+            score = harrell_c(risk[keep], rows["survival_months"].to_numpy(), rows["censorship"].to_numpy())
+            if score >= best_score:
+                best, best_score = list(subset), score
+    return best
+
+
 def merge_ablation(
     workdir: Path, cohort: str, method: str, output_root: Path, *, leave_out: str | None = None,
-    weighted: bool = False,
+    weighted: bool = False, selected: bool = False,
 ) -> dict[tuple[str, int], Path]:
     """Run LegoMerge with latent merge ``method`` on the main run's cached latents.
 
     With ``leave_out`` the merge uses every kept modality but that one, and the method is
     named ``legomerge_without_<modality>``. With ``weighted`` the latents and heads are
-    weighted by ``validation_weights`` (method ``legomerge_validation_weighted``).
+    weighted by ``validation_weights`` (method ``legomerge_validation_weighted``). With
+    ``selected`` each fold merges the modalities ``validation_selected_modalities`` picks
+    (method ``legomerge_validation_selected``).
     """
     import numpy as np
 
@@ -177,6 +215,8 @@ def merge_ablation(
         name = f"legomerge_without_{leave_out}"
     elif weighted:
         name = "legomerge_validation_weighted"
+    elif selected:
+        name = "legomerge_validation_selected"
     else:
         name = f"legomerge_{method}"
     paths = {}
@@ -185,13 +225,16 @@ def merge_ablation(
         caches = {m: workdir / "results" / cohort / "latents" / m / f"fold_{fold}.h5" for m in modalities}
         if weighted:
             merge_options["weights"] = validation_weights(workdir, cohort, fold, modalities)
+        if selected:
+            chosen = validation_selected_modalities(workdir, cohort, fold_json, caches, merge_options)
+            caches = {m: caches[m] for m in chosen}
         started = time.perf_counter()
         risk, curve, _ = legomerge_predict(caches, fold_json["test"], **merge_options)
         keep = np.isfinite(risk)
         edges = read_latent_cache(next(iter(caches.values())))["inner_edges"]
         record = PredictionRecord(
             method=name, fold=fold, inner_edges=np.asarray(edges).tolist(), gradient_steps=0,
-            seconds=time.perf_counter() - started, details={**merge_options, "modalities": modalities},
+            seconds=time.perf_counter() - started, details={**merge_options, "modalities": list(caches)},
         )
         path = output_root / name / f"fold_{fold}.tsv"
         write_predictions(path, np.asarray(fold_json["test"])[keep], risk[keep], curve[keep], record)
@@ -260,7 +303,8 @@ def run_cohort(cohort: str, args: argparse.Namespace, manifest: dict[str, dict])
     workdir = args.workdir_root / cohort
     timings = {}
     if not args.skip_workflow:
-        timings["workflow_seconds"] = run_workflow(workdir, configfile, args.mirror, args.cores)
+        timings["workflow_seconds"] = run_workflow(workdir, configfile, args.mirror, args.cores,
+                                                   extra_args=shlex.split(args.snakemake_args))
 
     tables = [pd.read_csv(workdir / "results" / cohort / "metrics.tsv", sep="\t")]
     output_root = OUT_DIRECTORY / "quality" / cohort / "predictions"
@@ -271,6 +315,10 @@ def run_cohort(cohort: str, args: argparse.Namespace, manifest: dict[str, dict])
     if "weighted" in args.ablations:
         merge_method = used_config(cohort)["merge"]["method"]
         paths = merge_ablation(workdir, cohort, merge_method, output_root, weighted=True)
+        tables.append(score_predictions(workdir, cohort, paths))
+    if "selected" in args.ablations:
+        merge_method = used_config(cohort)["merge"]["method"]
+        paths = merge_ablation(workdir, cohort, merge_method, output_root, selected=True)
         tables.append(score_predictions(workdir, cohort, paths))
     if "leave_one_out" in args.ablations:
         merge_method = used_config(cohort)["merge"]["method"]
@@ -297,7 +345,8 @@ def run_cohort(cohort: str, args: argparse.Namespace, manifest: dict[str, dict])
             HEADER.format(cohort=cohort, variant="demo defaults with blocks.frequency_domain: false"),
         )
         timings["no_fft_workflow_seconds"] = run_workflow(
-            no_fft_workdir, no_fft_config, args.mirror, args.cores, no_fft_targets(cohort, modalities)
+            no_fft_workdir, no_fft_config, args.mirror, args.cores, no_fft_targets(cohort, modalities),
+            extra_args=shlex.split(args.snakemake_args),
         )
     if all(path.exists() for path in no_fft_paths.values()):
         # As for weave: a finished no-FFT run is rescored even when this run does not request it.
@@ -319,8 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cohorts", nargs="+", default=COHORT_ORDER, choices=COHORT_ORDER,
                         help="cohorts to run, in this order (default: all four, BRCA last)")
-    parser.add_argument("--ablations", nargs="*", default=["merge", "weighted", "leave_one_out", "weave", "no_fft"],
-                        choices=["merge", "weighted", "leave_one_out", "weave", "no_fft"],
+    parser.add_argument("--ablations", nargs="*", default=ABLATIONS, choices=ABLATIONS,
                         help="ablations to run after each cohort's workflow (default: all)")
     parser.add_argument("--workdir-root", type=Path, default=Path("/tmp/bench"),
                         help="parent of the fresh workflow working directories (default: /tmp/bench)")
@@ -331,6 +379,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="reuse each cohort's finished main workflow run; only run the ablations")
     parser.add_argument("--recompute", action="store_true",
                         help="rerun the weave ablation even where its predictions exist in benchmarks/out/quality")
+    parser.add_argument("--snakemake-args", default="",
+                        help="extra snakemake options for every workflow run, for example "
+                             "'--rerun-triggers mtime --forcerun legofuse' to refit only LegoFuse after a change "
+                             "of its settings, keeping blocks whose inputs did not change")
     parser.add_argument("--write-configs", action="store_true", help="write the configs and exit")
     args = parser.parse_args(argv)
 
