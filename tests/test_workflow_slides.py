@@ -88,11 +88,9 @@ def invented_cohort(slide_run, workdir) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, pd.DataFrame(sheet_rows)
 
 
-def test_slide_modality_trains_and_merges(slide_run, shared_data, tmp_path, workflow_runner):
-    table, sheet = invented_cohort(slide_run, tmp_path)
-    table.to_csv(tmp_path / "invented_labels_cohort.csv", index=False)
-    sheet.to_csv(tmp_path / "parts.tsv", sep="\t", index=False)
-    config = {
+def invented_cohort_config(tmp_path, sheet, **slides_options) -> dict:
+    """Build the config of the invented-label cohort: slides and clinical, 2 folds, short training."""
+    return {
         "cohorts": {
             "invented": {
                 "table": str(tmp_path / "invented_labels_cohort.csv"),
@@ -109,11 +107,20 @@ def test_slide_modality_trains_and_merges(slide_run, shared_data, tmp_path, work
             },
         },
         "survival": {"n_bins": 2},
-        "slides": {"sheet": str(tmp_path / "parts.tsv"), "precomputed_features": str(tmp_path / "precomputed")},
+        "slides": {"sheet": str(sheet), **slides_options},
         "training": {"max_epochs": 3, "patience": 2, "batch_size": 8},
         "fuse": {"epochs": 1},
         "baselines": {"coxnet": {"n_alphas": 5}},
     }
+
+
+def test_slide_modality_trains_and_merges(slide_run, shared_data, tmp_path, workflow_runner):
+    table, sheet = invented_cohort(slide_run, tmp_path)
+    table.to_csv(tmp_path / "invented_labels_cohort.csv", index=False)
+    sheet.to_csv(tmp_path / "parts.tsv", sep="\t", index=False)
+    config = invented_cohort_config(
+        tmp_path, tmp_path / "parts.tsv", precomputed_features=str(tmp_path / "precomputed")
+    )
 
     result = workflow_runner(tmp_path / "run", config)
 
@@ -192,28 +199,7 @@ def test_failed_slide_policy(slide_run, shared_data, tmp_path, workflow_runner):
     sheet = pd.concat([sheet.drop(columns="source"), added], ignore_index=True)
     table.to_csv(tmp_path / "invented_labels_cohort.csv", index=False)
     sheet.to_csv(tmp_path / "slides.tsv", sep="\t", index=False)
-    config = {
-        "cohorts": {
-            "invented": {
-                "table": str(tmp_path / "invented_labels_cohort.csv"),
-                "modalities": ["slides", "clinical"],
-                "splits": {"files": None, "n_folds": 2, "seed": 1},
-            }
-        },
-        "modalities": {
-            "slides": {"kind": "slides"},
-            "clinical": {
-                "columns": ["age", "is_female"],
-                "transform": "clinical",
-                "options": {"numeric": ["age"], "binary": ["is_female"], "categorical": []},
-            },
-        },
-        "survival": {"n_bins": 2},
-        "slides": {"sheet": str(tmp_path / "slides.tsv"), "features": {"backend": "eager"}},
-        "training": {"max_epochs": 3, "patience": 2, "batch_size": 8},
-        "fuse": {"epochs": 1},
-        "baselines": {"coxnet": {"n_alphas": 5}},
-    }
+    config = invented_cohort_config(tmp_path, tmp_path / "slides.tsv", features={"backend": "eager"})
     features = workdir / "results/features/efficientnet_lite0"
     slides = workdir / "results/slides"
 
